@@ -304,7 +304,7 @@ def merge_messages(messages):
         out.has_sleep_time = False
         out._create_table_requests = creates
     out.req_raw = first.req_raw
-    out.rsp_raw = (<RawDataMessage>msgs[-1]).rsp_raw
+    out.rsp_raw = (<RawDataMessage>msgs[len(msgs) - 1]).rsp_raw
     out._blocks = blocks
     out.nbytes = out.encoded_size()
     return out

@@ -1,0 +1,71 @@
+"""The ``tdsync`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.errors import TdsyncError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _command_inspect(args: argparse.Namespace) -> int:
+    from engine.inspect import decode_file, print_text, to_json
+
+    failures = 0
+    documents = []
+    for name in args.files:
+        path = Path(name)
+        try:
+            decoded, kind, _sidecar = decode_file(path, args.raw_type, args.raw_block)
+        except TdsyncError as exc:
+            print(f"tdsync inspect: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if args.json:
+            documents.append({"file": str(path), **to_json(decoded, kind)})
+        else:
+            print_text(path, decoded, kind, sys.stdout, args.rows)
+    if args.json and documents:
+        json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tdsync", description="Active-active replication for TDengine.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    inspect = commands.add_parser(
+        "inspect", help="show what a raw TMQ message or raw block file holds",
+        description="Decode raw TMQ messages (tmq_get_raw bytes) or raw blocks and print them. "
+                    "The kind comes from --raw-type/--raw-block, else from NAME.json beside NAME.bin.")
+    inspect.add_argument("files", nargs="+", metavar="FILE")
+    kind = inspect.add_mutually_exclusive_group()
+    kind.add_argument("--raw-type", type=int, metavar="N",
+                      help="tmq_raw_data.raw_type of the bytes (2, 4, 6, 515, 517, 519, 531, 533, 535, 579)")
+    kind.add_argument("--raw-block", action="store_true", help="the bytes are one raw block")
+    inspect.add_argument("--json", action="store_true", help="print the full decoded content as JSON")
+    inspect.add_argument("--rows", type=int, default=5, metavar="N", help="rows to show per block (default 5)")
+    inspect.set_defaults(handler=_command_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except TdsyncError as exc:
+        print(f"tdsync {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
