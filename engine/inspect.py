@@ -8,7 +8,7 @@ the JSON tells what the bytes are.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -112,7 +112,7 @@ def _format_timestamp(value: int, precision: int) -> str:
         return str(value)
     seconds, fraction = divmod(value, per_second)
     try:
-        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        moment = datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return str(value)
     digits = len(str(per_second)) - 1
