@@ -34,3 +34,19 @@ class CodecError(TdsyncError, ValueError):
 
 class InputFileError(TdsyncError):
     """A file given on the command line cannot be read or identified."""
+
+
+class TDengineError(TdsyncError):
+    """An error as TDengine reports it: a numeric code (``code & 0xffff`` on the wire) and text.
+
+    Raised by the sandbox (which answers with real TDengine codes, see ``engine.error_codes``)
+    and by the connectors for errors a server returned.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code & 0xFFFF
+        self.message = message
+        super().__init__(f"[0x{self.code:04x}] {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.message))
