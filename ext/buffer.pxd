@@ -32,19 +32,6 @@ cdef inline void reader_init(Reader *r, ByteSource src, Py_ssize_t pos, Py_ssize
     r.pos = pos
     r.end = end
 
-cdef Py_ssize_t take(Reader *r, Py_ssize_t n, str field) except -1
-cdef int64_t read_i8(Reader *r, str field) except? -1
-cdef int64_t read_u8(Reader *r, str field) except? -1
-cdef int64_t read_i32le(Reader *r, str field) except? -1
-cdef int64_t read_u32le(Reader *r, str field) except? -1
-cdef int64_t read_i64le(Reader *r, str field) except? -1
-cdef uint64_t read_u64le(Reader *r, str field) except? 0xFFFFFFFFFFFFFFFF
-cdef int64_t read_i64be(Reader *r, str field) except? -1
-cdef uint64_t read_uvarint(Reader *r, str field, int max_bits) except? 0xFFFFFFFFFFFFFFFF
-cdef int64_t read_zigzag(Reader *r, str field, int max_bits) except? -1
-cdef Py_ssize_t read_binary(Reader *r, str field, Py_ssize_t *length) except -1
-cdef Py_ssize_t read_cstr(Reader *r, str field, Py_ssize_t *length) except -1
-
 # Unchecked loads for data already validated by a Reader pass.
 cdef inline int32_t load_i32le(const unsigned char *p) noexcept nogil:
     cdef int32_t v
@@ -78,6 +65,95 @@ cdef inline int uvarint_size(uint64_t v) noexcept nogil:
         v >>= 7
         n += 1
     return n
+
+
+# Bounds-checked readers: inline fast paths, errors raised out of line (buffer.pyx).
+cdef int take_failed(Reader *r, Py_ssize_t n, str field) except -1
+cdef int binary_failed(Reader *r, Py_ssize_t start, uint64_t n, str field) except -1
+cdef int cstr_failed(Py_ssize_t at, str field) except -1
+cdef uint64_t read_uvarint_slow(Reader *r, str field, int max_bits) except? 0xFFFFFFFFFFFFFFFF
+
+cdef inline Py_ssize_t take(Reader *r, Py_ssize_t n, str field) except -1:
+    """Reserve ``n`` bytes at the read position and return where they start."""
+    cdef Py_ssize_t at = r.pos
+    if n < 0 or n > r.end - at:
+        take_failed(r, n, field)
+        return -1
+    r.pos = at + n
+    return at
+
+cdef inline int64_t read_i8(Reader *r, str field) except? -1:
+    cdef Py_ssize_t at = take(r, 1, field)
+    return <int8_t>r.data[at]
+
+cdef inline int64_t read_u8(Reader *r, str field) except? -1:
+    cdef Py_ssize_t at = take(r, 1, field)
+    return r.data[at]
+
+cdef inline int64_t read_i32le(Reader *r, str field) except? -1:
+    cdef Py_ssize_t at = take(r, 4, field)
+    return load_i32le(r.data + at)
+
+cdef inline int64_t read_u32le(Reader *r, str field) except? -1:
+    cdef Py_ssize_t at = take(r, 4, field)
+    return load_u32le(r.data + at)
+
+cdef inline int64_t read_i64le(Reader *r, str field) except? -1:
+    cdef Py_ssize_t at = take(r, 8, field)
+    return load_i64le(r.data + at)
+
+cdef inline uint64_t read_u64le(Reader *r, str field) except? 0xFFFFFFFFFFFFFFFF:
+    cdef Py_ssize_t at = take(r, 8, field)
+    return load_u64le(r.data + at)
+
+cdef inline int64_t read_i64be(Reader *r, str field) except? -1:
+    cdef Py_ssize_t at = take(r, 8, field)
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(8):
+        v = (v << 8) | r.data[at + i]
+    return <int64_t>v
+
+cdef inline uint64_t read_uvarint(Reader *r, str field, int max_bits) except? 0xFFFFFFFFFFFFFFFF:
+    """Unsigned LEB128; one- and two-byte values (almost all of them) without a call."""
+    cdef Py_ssize_t p = r.pos
+    cdef uint64_t first, second
+    if p < r.end:
+        first = r.data[p]
+        if first < 0x80:
+            r.pos = p + 1
+            return first
+        if p + 1 < r.end and max_bits >= 14:
+            second = r.data[p + 1]
+            if 0 < second < 0x80:
+                r.pos = p + 2
+                return (first & 0x7F) | (second << 7)
+    return read_uvarint_slow(r, field, max_bits)
+
+cdef inline int64_t read_zigzag(Reader *r, str field, int max_bits) except? -1:
+    cdef uint64_t u = read_uvarint(r, field, max_bits)
+    return <int64_t>(u >> 1) ^ -(<int64_t>(u & 1))
+
+cdef inline Py_ssize_t read_binary(Reader *r, str field, Py_ssize_t *length) except -1:
+    """TDengine's tEncodeBinary: U32v length then that many bytes. Returns where they start."""
+    cdef Py_ssize_t start = r.pos
+    cdef uint64_t n = read_uvarint(r, field, 32)
+    if <Py_ssize_t>n > r.end - r.pos:
+        binary_failed(r, start, n, field)
+        return -1
+    length[0] = <Py_ssize_t>n
+    return take(r, <Py_ssize_t>n, field)
+
+cdef inline Py_ssize_t read_cstr(Reader *r, str field, Py_ssize_t *length) except -1:
+    """TDengine's tEncodeCStr: binary of strlen+1 bytes ending in NUL. ``length`` excludes the NUL."""
+    cdef Py_ssize_t n
+    cdef Py_ssize_t at = read_binary(r, field, &n)
+    if n == 0 or r.data[at + n - 1] != 0:
+        cstr_failed(at, field)
+        return -1
+    length[0] = n - 1
+    return at
+
 
 
 cdef struct Writer:
@@ -133,7 +209,7 @@ cdef inline int write_i64be(Writer *w, int64_t v) except -1:
     return write_bytes(w, b, 8)
 
 cdef inline int write_uvarint(Writer *w, uint64_t v) except -1:
-    writer_ensure(w, 10)
+    writer_ensure(w, uvarint_size(v))     # exactly: an exact-size writer may have no slack left
     while v >= 0x80:
         w.buf[w.len] = <char>((v & 0x7F) | 0x80)
         w.len += 1

@@ -39,57 +39,23 @@ cdef int codec_error(str field, Py_ssize_t offset, str reason) except -1:
     raise CodecError(field, offset, reason)
 
 
-cdef Py_ssize_t take(Reader *r, Py_ssize_t n, str field) except -1:
-    """Reserve ``n`` bytes at the read position and return where they start."""
-    cdef Py_ssize_t at = r.pos
+cdef int take_failed(Reader *r, Py_ssize_t n, str field) except -1:
+    """The error path of ``take``, kept out of line so the inline readers stay small."""
     if n < 0:
-        codec_error(field, at, f"negative length {n}")
-    if n > r.end - at:
-        codec_error(field, at, f"needs {n} bytes but only {r.end - at} remain")
-    r.pos = at + n
-    return at
+        codec_error(field, r.pos, f"negative length {n}")
+    codec_error(field, r.pos, f"needs {n} bytes but only {r.end - r.pos} remain")
 
 
-cdef int64_t read_i8(Reader *r, str field) except? -1:
-    cdef Py_ssize_t at = take(r, 1, field)
-    return <int8_t>r.data[at]
+cdef int binary_failed(Reader *r, Py_ssize_t start, uint64_t n, str field) except -1:
+    # Reported where the length is, like every other length field.
+    codec_error(field, start, f"length {n} exceeds the {r.end - r.pos} bytes that remain")
 
 
-cdef int64_t read_u8(Reader *r, str field) except? -1:
-    cdef Py_ssize_t at = take(r, 1, field)
-    return r.data[at]
+cdef int cstr_failed(Py_ssize_t at, str field) except -1:
+    codec_error(field, at, "string is not NUL-terminated")
 
 
-cdef int64_t read_i32le(Reader *r, str field) except? -1:
-    cdef Py_ssize_t at = take(r, 4, field)
-    return load_i32le(r.data + at)
-
-
-cdef int64_t read_u32le(Reader *r, str field) except? -1:
-    cdef Py_ssize_t at = take(r, 4, field)
-    return load_u32le(r.data + at)
-
-
-cdef int64_t read_i64le(Reader *r, str field) except? -1:
-    cdef Py_ssize_t at = take(r, 8, field)
-    return load_i64le(r.data + at)
-
-
-cdef uint64_t read_u64le(Reader *r, str field) except? 0xFFFFFFFFFFFFFFFF:
-    cdef Py_ssize_t at = take(r, 8, field)
-    return load_u64le(r.data + at)
-
-
-cdef int64_t read_i64be(Reader *r, str field) except? -1:
-    cdef Py_ssize_t at = take(r, 8, field)
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(8):
-        v = (v << 8) | r.data[at + i]
-    return <int64_t>v
-
-
-cdef uint64_t read_uvarint(Reader *r, str field, int max_bits) except? 0xFFFFFFFFFFFFFFFF:
+cdef uint64_t read_uvarint_slow(Reader *r, str field, int max_bits) except? 0xFFFFFFFFFFFFFFFF:
     """Unsigned LEB128 (TDengine's U16v/U32v/U64v); rejects overlong and overflowing values."""
     cdef Py_ssize_t start = r.pos
     cdef uint64_t value = 0
@@ -104,32 +70,10 @@ cdef uint64_t read_uvarint(Reader *r, str field, int max_bits) except? 0xFFFFFFF
             codec_error(field, start, f"varint does not fit in {max_bits} bits")
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
+            if byte == 0 and shift > 0:
+                codec_error(field, start, "overlong varint (ends in a zero byte)")
             return value
         shift += 7
-
-
-cdef int64_t read_zigzag(Reader *r, str field, int max_bits) except? -1:
-    cdef uint64_t u = read_uvarint(r, field, max_bits)
-    return <int64_t>(u >> 1) ^ -(<int64_t>(u & 1))
-
-
-cdef Py_ssize_t read_binary(Reader *r, str field, Py_ssize_t *length) except -1:
-    """TDengine's tEncodeBinary: U32v length then that many bytes. Returns where they start."""
-    cdef uint64_t n = read_uvarint(r, field, 32)
-    if <Py_ssize_t>n > r.end - r.pos:
-        codec_error(field, r.pos, f"length {n} exceeds the {r.end - r.pos} bytes that remain")
-    length[0] = <Py_ssize_t>n
-    return take(r, <Py_ssize_t>n, field)
-
-
-cdef Py_ssize_t read_cstr(Reader *r, str field, Py_ssize_t *length) except -1:
-    """TDengine's tEncodeCStr: binary of strlen+1 bytes ending in NUL. ``length`` excludes the NUL."""
-    cdef Py_ssize_t n
-    cdef Py_ssize_t at = read_binary(r, field, &n)
-    if n == 0 or r.data[at + n - 1] != 0:
-        codec_error(field, at, "string is not NUL-terminated")
-    length[0] = n - 1
-    return at
 
 
 cdef str decode_text(const unsigned char *data, Py_ssize_t at, Py_ssize_t n, str field):

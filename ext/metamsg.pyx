@@ -90,7 +90,7 @@ class MetaMessage:
             raise ValueError(f"raw_type {raw_type} is not a meta message ({sorted(META_KINDS)})")
         cdef ByteSource src = source_of(data)
         cdef Reader r
-        cdef Py_ssize_t end
+        cdef Py_ssize_t end, count_at
         cdef int64_t count, i, action, skey, ekey
         reader_init(&r, src, 0, src.size)
         cont_len = read_i32le(&r, "message head length")
@@ -102,9 +102,10 @@ class MetaMessage:
         details = {}
         if raw_type == 579:
             details["suid"] = read_u64le(&r, "delete stable uid")
+            count_at = r.pos
             count = read_zigzag(&r, "delete table count", 32)
             if count < 0 or count > (r.end - r.pos) // 8:
-                codec_error("delete table count", r.pos, f"{count} uids cannot fit in {r.end - r.pos} bytes")
+                codec_error("delete table count", count_at, f"{count} uids cannot fit in {r.end - r.pos} bytes")
             take(&r, 8 * count, "delete table uids")
             skey = read_i64le(&r, "delete start key")
             ekey = read_i64le(&r, "delete end key")

@@ -38,7 +38,7 @@ cdef RawBlock parse_raw_block(ByteSource src, Reader *r, Py_ssize_t exact_len):
     """
     cdef RawBlock b = RawBlock.__new__(RawBlock)
     cdef Py_ssize_t start = r.pos
-    cdef Py_ssize_t total, i
+    cdef Py_ssize_t total, i, schema_at
     cdef Reader hr
     cdef int64_t t, nbytes
     cdef ColumnLayout *c
@@ -66,6 +66,9 @@ cdef RawBlock parse_raw_block(ByteSource src, Reader *r, Py_ssize_t exact_len):
     if b.num_columns < 0 or b.num_columns > (total - BLOCK_HEADER_SIZE) // 9:
         codec_error("block columns", start + 12,
                     f"{b.num_columns} columns cannot fit in a {total}-byte block")
+    if b.num_columns == 0 and b.num_rows != 0:
+        # Nothing bounds the row count of a block without columns: rows() would make that many tuples.
+        codec_error("block rows", start + 8, f"{b.num_rows} rows in a block without columns")
     b.flag = <uint32_t>read_u32le(&hr, "block flag")
     b.group_id = read_u64le(&hr, "block group id")
     b.length = total
@@ -73,12 +76,14 @@ cdef RawBlock parse_raw_block(ByteSource src, Reader *r, Py_ssize_t exact_len):
     if b.cols == NULL:
         raise MemoryError()
     memset(b.cols, 0, sizeof(ColumnLayout) * (b.num_columns if b.num_columns else 1))
+    schema_at = take(&hr, 5 * b.num_columns, "column schema")   # one bounds check for all entries
     for i in range(b.num_columns):
         c = &b.cols[i]
-        t = read_i8(&hr, "column type")
+        t = <int8_t>r.data[schema_at + 5 * i]
+        hr.pos = schema_at + 5 * i + 5
         if t < 0 or t >= TYPE_COUNT:
-            codec_error("column type", hr.pos - 1, f"unknown type code {t} for column {i}")
-        nbytes = read_i32le(&hr, "column bytes")
+            codec_error("column type", hr.pos - 5, f"unknown type code {t} for column {i}")
+        nbytes = load_i32le(r.data + schema_at + 5 * i + 1)
         c.type = <int>t
         c.bytes = <int32_t>nbytes
         c.prefix = VAR_PREFIX[t]
@@ -369,11 +374,18 @@ cdef class RawBlock:
             off = load_i32le(d + c.nulls_at + 4 * row)
             if off == -1:
                 return None
+            # Checked again: a mutable input (bytearray, mmap) may have changed since decoding.
+            if off < 0 or <Py_ssize_t>off + c.prefix > c.data_len:
+                codec_error("value offset", c.nulls_at + 4 * row,
+                            f"column {column} row {row}: offset {off} outside its {c.data_len}-byte payload")
             p = d + c.data_at + off
             if c.prefix == 2:
                 n = load_u16le(p)
             else:
                 n = load_u32le(p)
+            if n > <Py_ssize_t>c.data_len - off - c.prefix:
+                codec_error("value length", c.data_at + off,
+                            f"column {column} row {row}: {n}-byte value runs past its payload")
             p += c.prefix
             if c.type == TYPE_VARCHAR or c.type == TYPE_JSON:
                 return decode_text(d, (p - d), n, "text value")
@@ -675,7 +687,7 @@ cdef int _encode_fixed(Writer *w, int t, int32_t nbytes, v) except -1:
 
 cdef object _unscaled(v, int scale):
     if isinstance(v, int):
-        return v * 10 ** scale
+        return v * (<object>10) ** scale    # Python ints: a C `10 ** scale` is a double and rounds
     d = Decimal(v) if not isinstance(v, Decimal) else v
     q = d.scaleb(scale, _DECIMAL_CONTEXT)
     if q != q.to_integral_value():

@@ -216,7 +216,8 @@ cdef class RawDataMessage:
                 write_u8(&w, 0)
                 write_u8(&w, <uint8_t>b.precision)
                 write_bytes(&w, b.src.data + b.start, b.length)
-                if b.big_endian_lengths:
+                if b.big_endian_lengths or b.version != 2:
+                    # tmq_write_raw reads a version-1 block's lengths as big-endian: write version 2.
                     _patch_lengths_le(&w, b)
                 if self.with_schema:
                     write_bytes(&w, b.schema_src.data + b.schema_at, b.schema_len)
@@ -238,7 +239,7 @@ cdef class RawDataMessage:
 
 
 cdef int _patch_lengths_le(Writer *w, RawBlock b) except -1:
-    """A block kept big-endian lengths: TMQ form (version 2) needs them little-endian."""
+    """TMQ form is version 2 with little-endian lengths, whatever form the block came in."""
     cdef char *p = w.buf + w.len - b.length
     cdef int i
     cdef int32_t v = 2
