@@ -423,11 +423,16 @@ class Session:
 
     def _run_DropTopic(self, s: ast.DropTopic) -> Result:
         tmq = getattr(self.engine, "tmq", None)
-        if tmq is not None and not s.force and s.name in self.engine.topics:
-            if any(row[0] == s.name for row in _safe_rows(tmq, "subscriptions")):
-                if any(sub_row[3] for sub_row in _safe_rows(tmq, "subscriptions") if sub_row[0] == s.name):
-                    raise error(codes.MND_TOPIC_SUBSCRIBED)
+        if tmq is not None and s.name in self.engine.topics:
+            tmq.check_drop_topic(s.name, s.force)
         self.engine.drop_topic(s.name, s.if_exists)
+        return update_result()
+
+    def _run_DropConsumerGroup(self, s: ast.DropConsumerGroup) -> Result:
+        tmq = getattr(self.engine, "tmq", None)
+        if tmq is None:
+            raise error(codes.MND_SUBSCRIBE_NOT_EXIST)
+        tmq.drop_consumer_group(s.group, s.topic, s.if_exists, s.force)
         return update_result()
 
     # -- queries -----------------------------------------------------------------------------
@@ -642,21 +647,16 @@ class Session:
         return Result(fields, rows)
 
     def _view_consumers(self, _db) -> Result:
-        tmq = getattr(self.engine, "tmq", None)
-        fields = [Field("consumer_id", VARCHAR, 32), Field("consumer_group", VARCHAR, 192),
-                  Field("client_id", VARCHAR, 255), Field("user", VARCHAR, 24), Field("fqdn", VARCHAR, 128),
-                  Field("status", VARCHAR, 20), Field("topics", VARCHAR, 192), Field("up_time", TIMESTAMP, 8),
-                  Field("subscribe_time", TIMESTAMP, 8), Field("rebalance_time", TIMESTAMP, 8),
-                  Field("parameters", VARCHAR, 256)]
-        rows = [tuple(r) + (None,) * (len(fields) - len(r)) for r in _safe_rows(tmq, "consumers")]
-        return Result(fields, [r[:len(fields)] for r in rows])
+        from engine.sandbox.tmq import CONSUMER_COLUMNS
+
+        return Result([Field(*column) for column in CONSUMER_COLUMNS],
+                      [tuple(r) for r in _safe_rows(getattr(self.engine, "tmq", None), "consumers")])
 
     def _view_subscriptions(self, _db) -> Result:
-        tmq = getattr(self.engine, "tmq", None)
-        fields = [Field("topic_name", VARCHAR, 204), Field("consumer_group", VARCHAR, 193), Field("vgroup_id", INT, 4),
-                  Field("consumer_id", VARCHAR, 32), Field("offset", VARCHAR, 64), Field("rows", BIGINT, 8)]
-        rows = [tuple(r) + (None,) * (len(fields) - len(r)) for r in _safe_rows(tmq, "subscriptions")]
-        return Result(fields, [r[:len(fields)] for r in rows])
+        from engine.sandbox.tmq import SUBSCRIPTION_COLUMNS
+
+        return Result([Field(*column) for column in SUBSCRIPTION_COLUMNS],
+                      [tuple(r) for r in _safe_rows(getattr(self.engine, "tmq", None), "subscriptions")])
 
     def _run_Describe(self, s: ast.Describe) -> Result:
         db, name = s.table.qualified(self.current_db)
