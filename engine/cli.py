@@ -52,12 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the full decoded content as JSON")
     inspect.add_argument("--rows", type=int, default=5, metavar="N", help="rows to show per block (default 5)")
     inspect.set_defaults(handler=_command_inspect)
+
+    sandbox = commands.add_parser(
+        "sandbox", add_help=False, help="run the embedded TDengine peer (taosAdapter WebSocket protocol)",
+        description="tdsync sandbox --listen 127.0.0.1:6041 --data-dir DIR [--user root --password taosdata]")
+    sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(handler=_command_sandbox)
     return parser
+
+
+def _command_sandbox(args: argparse.Namespace) -> int:
+    from engine.sandbox.server import cli_main
+
+    return cli_main(args.arguments)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:               # its own parser owns every option, --help included
+        args = argparse.Namespace(command="sandbox", arguments=argv[1:], handler=_command_sandbox)
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except TdsyncError as exc:

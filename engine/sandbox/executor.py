@@ -27,6 +27,7 @@ from engine.sandbox.catalog import (
     DOUBLE,
     FLOAT,
     INT,
+    JSON,
     PRECISION_CODES,
     PRECISION_NAMES,
     TBNAME_LENGTH,
@@ -171,6 +172,12 @@ class Session:
         raise error(codes.PAR_WRONG_VALUE_TYPE,
                     codes.parser_message(codes.PAR_WRONG_VALUE_TYPE, type(expr).__name__))
 
+    def _value_for(self, expr: ast.Expr, column: ColumnDef, precision: int) -> Any:
+        """A literal for a column: decimals keep the digits as written (a float would round them)."""
+        if column.type in (DECIMAL, DECIMAL64) and isinstance(expr, ast.FloatLit | ast.IntLit):
+            return Decimal(expr.text) if expr.text and not expr.text.lower().startswith(("0x", "0b")) else expr.value
+        return self._literal(expr, precision)
+
     # -- databases ---------------------------------------------------------------------------
     def _run_CreateDatabase(self, s: ast.CreateDatabase) -> Result:
         precision = s.precision or "ms"
@@ -202,6 +209,8 @@ class Session:
         db, name = s.table.qualified(self.current_db)
         if not s.tags:
             raise error(codes.PAR_INVALID_TAGS_NUM)
+        if len(s.tags) > 1 and any(t.type.code == JSON for t in s.tags):
+            raise error(codes.PAR_ONLY_ONE_JSON_TAG, "Only one tag if there is a json tag")
         self.engine.create_stable(self._db(db), name, self._columns(s.columns), self._columns(s.tags),
                                   s.if_not_exists)
         return update_result()
@@ -216,7 +225,7 @@ class Session:
         targets = stable.tags if names is None else [self._tag(stable, n) for n in names]
         if len(values) != len(targets):
             raise error(codes.PAR_TAGS_NOT_MATCHED)
-        given = {t.name: to_column_value(self._literal(v, precision), t, precision)
+        given = {t.name: to_column_value(self._value_for(v, t, precision), t, precision)
                  for t, v in zip(targets, values)}
         return [given.get(t.name) for t in stable.tags]
 
@@ -351,7 +360,7 @@ class Session:
                 raise error(codes.PAR_INVALID_COLUMNS_NUM, "Illegal number of columns")
             if target.columns is not None:
                 values = tuple(values[i] for i in order)
-            row = [to_column_value(self._literal(v, precision), c, precision) for v, c in zip(values, chosen)]
+            row = [to_column_value(self._value_for(v, c, precision), c, precision) for v, c in zip(values, chosen)]
             if row[0] is None:
                 raise error(codes.PAR_PRIMARY_KEY_IS_NULL, "Primary timestamp column should not be null")
             rows[row[0]] = row                       # same timestamp twice: the last one wins
