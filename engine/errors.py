@@ -50,3 +50,88 @@ class TDengineError(TdsyncError):
 
     def __reduce__(self):
         return (type(self), (self.code, self.message))
+
+
+# --- replication ---
+class ReplicationError(TdsyncError):
+    """A worker stopped on something that needs an operator; the message names what and where."""
+
+
+class WalRetentionExceeded(ReplicationError):
+    """The source dropped WAL entries tdsync had not copied yet: data was lost at the source."""
+
+    def __init__(self, database: str, vgroup: int, first_lost: int, last_lost: int) -> None:
+        self.database, self.vgroup = database, vgroup
+        self.first_lost, self.last_lost = first_lost, last_lost
+        super().__init__(
+            f"database {database} vgroup {vgroup}: WAL versions {first_lost}..{last_lost} were dropped by the "
+            f"source's WAL_RETENTION_PERIOD before tdsync copied them; those writes are lost for this replica. "
+            f"Raise WAL_RETENTION_PERIOD on the source, then re-create the replica to copy the data afresh")
+
+    def __reduce__(self):
+        return (type(self), (self.database, self.vgroup, self.first_lost, self.last_lost))
+
+
+class SinkWriteError(ReplicationError):
+    """The sink refused a write for a reason retrying cannot fix (schema mismatch, missing database)."""
+
+
+# --- native connector and offsets ---
+class NativeLibraryMissing(TdsyncError):
+    """The TDengine client library (libtaos) could not be loaded for a native (``taos://``) endpoint.
+
+    ``searched`` lists every file name or path that was tried and ``reasons`` what the loader said.
+    """
+
+    def __init__(self, searched: list[str], reasons: list[str] | None = None) -> None:
+        self.searched = list(searched)
+        self.reasons = list(reasons or [])
+        absent = ("no such file", "not found", "could not find")
+        notable = [r for r in self.reasons if not any(word in r.lower() for word in absent)]
+        if notable:        # found but unusable (wrong architecture, missing dependency, too old): say why
+            detail = f" ({'; '.join(notable[:3])})"
+        else:
+            detail = " (none of them exists)" if self.reasons else ""
+        super().__init__(
+            "the TDengine client library is needed for native (taos://) endpoints but could not be loaded; "
+            f"tried: {', '.join(self.searched)}{detail}. Install the TDengine client package "
+            "(TDengine-client, same 3.3.x version as the server), or point TAOS_LIBRARY_PATH at the libtaos file "
+            "or its directory, or add that directory to LD_LIBRARY_PATH (DYLD_LIBRARY_PATH on macOS, PATH on "
+            "Windows); or use a ws:// endpoint (taosAdapter) instead")
+
+    def __reduce__(self):
+        return (type(self), (self.searched, self.reasons))
+
+
+class OffsetStoreError(TdsyncError):
+    """The LMDB offset store cannot be opened or written; the message names the path and the cause."""
+
+
+# --- connectors ---
+class EndpointError(UsageError):
+    """An endpoint (``host:port`` or ``taos://``/``ws://``/``wss://``/``http://`` URL) cannot be parsed.
+
+    The message names the endpoint with its password replaced by ``***`` and says what is wrong.
+    """
+
+
+class ConnectorError(TdsyncError):
+    """A server answered something the connector cannot understand (a protocol mismatch, not transient)."""
+
+
+class ConnectionLost(TdsyncError):
+    """The connection to a server dropped, could not be opened, or a request timed out.
+
+    Transient: the caller retries (with back-off); nothing is known about a request that was in
+    flight. ``endpoint`` is the redacted endpoint text.
+    """
+
+    transient = True
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"connection to {endpoint} lost: {reason}; it will be retried")
+
+    def __reduce__(self):
+        return (type(self), (self.endpoint, self.reason))

@@ -1,0 +1,1 @@
+"""Replication: per-vgroup workers, batching and the LMDB offset store."""
