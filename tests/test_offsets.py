@@ -205,3 +205,17 @@ def test_forked_child_can_use_an_inherited_store_object(tmp_path):
     store.put_batch([("parent", "db", 1, 2, 1, 1)])       # the parent's handle is unaffected
     assert store.get("parent", "db", 1).rows == 2
     store.close()
+
+
+def test_the_map_grows_when_full(tmp_path, monkeypatch):
+    monkeypatch.setattr(offsets_module, "INITIAL_MAP_SIZE", 64 * 1024)
+    with OffsetStore(tmp_path / "state") as store:
+        start = store._env.info()["map_size"]
+        for chunk in range(20):
+            store.put_batch([("r", f"database_{chunk:03d}", v, v, 1, 1) for v in range(200)])
+        assert store._env.info()["map_size"] > start
+        assert len(store.all("r")) == 4000
+    with OffsetStore(tmp_path / "state") as store:      # reopened with the small size: LMDB adopts the file's
+        assert len(store.all()) == 4000
+        store.put_batch([("r", "database_000", 0, 9, 1, 1)])
+        assert store.get("r", "database_000", 0).rows == 2

@@ -196,7 +196,7 @@ class OffsetStore:
     def get(self, replica: str, database: str, vgroup: int) -> OffsetRecord | None:
         self._check_open()
         key = _key(replica, database, vgroup)
-        with self._env.begin(db=self._db) as txn:
+        with self._begin() as txn:
             value = txn.get(key)
         return None if value is None else _decode(key, value)
 
@@ -213,7 +213,7 @@ class OffsetStore:
         now = time.time()
         for _attempt in range(8):
             try:
-                with self._env.begin(write=True, db=self._db) as txn:
+                with self._begin(write=True) as txn:
                     for item in items:
                         replica, database, vgroup, offset, rows, nbytes = item
                         key = _key(_check_name("replica", replica), _check_name("database", database),
@@ -234,6 +234,13 @@ class OffsetStore:
                 raise OffsetStoreError(f"cannot write offsets to {self.path}: {exc}") from None
         raise OffsetStoreError(f"cannot write offsets to {self.path}: the LMDB map stays full after growing it")
 
+    def _begin(self, write: bool = False) -> lmdb.Transaction:
+        try:
+            return self._env.begin(write=write, db=self._db)
+        except lmdb.MapResizedError:      # another process grew the map: adopt its size
+            self._env.set_mapsize(0)
+            return self._env.begin(write=write, db=self._db)
+
     def _grow(self) -> None:
         # Only this process's view changes; other processes pick the new size up when they next grow,
         # and LMDB adopts a larger size written by another process on its next transaction.
@@ -244,7 +251,7 @@ class OffsetStore:
         self._check_open()
         prefix = b"\x93" if replica is None else _prefix(replica)
         out = []
-        with self._env.begin(db=self._db) as txn:
+        with self._begin() as txn:
             cursor = txn.cursor()
             if cursor.set_range(prefix):
                 for key, value in cursor:
@@ -260,7 +267,7 @@ class OffsetStore:
             _prefix(_check_name("replica", replica), _check_name("database", database))
         deleted = 0
         try:
-            with self._env.begin(write=True, db=self._db) as txn:
+            with self._begin(write=True) as txn:
                 cursor = txn.cursor()
                 if cursor.set_range(prefix):
                     while cursor.key().startswith(prefix):

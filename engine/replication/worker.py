@@ -94,6 +94,7 @@ class VgroupWorker:
         self.next_offset: dict[int, int] = {}   # vgroup -> next WAL version not yet on the sink
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
+        self._last_idle_check = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -109,6 +110,8 @@ class VgroupWorker:
                 message = await self._poll()
                 if message is not None:
                     await self._handle(message)
+                else:
+                    await self._advance_idle()
                 await self._flush_due()
             await self._flush_all()
         finally:
@@ -192,6 +195,28 @@ class VgroupWorker:
         await self._write(vgroup, message.raw_type, message.data, tables=_meta_tables(message))
         self.stats.metas += 1
         await self._acknowledge(vgroup, message.offset, 0, len(message.data))
+
+    async def _advance_idle(self) -> None:
+        """Nothing to copy: record how far the consumer has read (past entries it filtered out).
+
+        Replicated writes on the source are skipped by the server (msg.consume.excluded), so the
+        consumer's position can run ahead of the last write; storing it keeps `diff` at zero lag.
+        """
+        now = time.monotonic()
+        if now - self._last_idle_check < 1.0:
+            return
+        self._last_idle_check = now
+        try:
+            for assigned in await self.source.assignment(self.topic):
+                vgroup = assigned.vgroup_id
+                if self.batches.get(vgroup):
+                    continue
+                position = await self.source.position(self.topic, vgroup)
+                if position > self.next_offset.get(vgroup, assigned.begin) and position <= assigned.end:
+                    await self._acknowledge(vgroup, position, 0, 0)
+        except Exception as exc:  # noqa: BLE001 - only bookkeeping; the next poll reports real trouble
+            if not is_transient(exc) and not isinstance(exc, TDengineError):
+                raise
 
     async def _flush_due(self) -> None:
         now = time.monotonic()

@@ -163,7 +163,24 @@ def _json_tag(text: str) -> str | None:
     parsed = json.loads(stripped)
     if not isinstance(parsed, dict):
         raise ValueError("json tag must be an object")
-    return json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
+    return json_tag_text(parsed)
+
+
+def json_tag_text(obj: dict | None) -> str | None:
+    """A JSON tag as TDengine returns it: keys sorted, numbers kept as doubles (3.0 prints as 3)."""
+    if not obj:
+        return None
+
+    def value(v: Any) -> Any:
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, int | float):
+            number = float(v)
+            return int(number) if number.is_integer() and abs(number) < 1e15 else number
+        raise ValueError("a JSON tag value must be a string, number, bool or null")
+
+    return json.dumps({k: value(v) for k, v in obj.items() if k}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 def _bytes_literal(value: Any, type_code: int) -> bytes:

@@ -13,7 +13,21 @@ from typing import TYPE_CHECKING, Any
 from engine import error_codes as codes
 from engine.error_codes import error
 from engine.sandbox import metaformat as mf
-from engine.sandbox.catalog import DECIMAL, DECIMAL64, JSON, ColumnDef, Database, SuperTable, Table
+from engine.sandbox.catalog import (
+    BLOB,
+    DECIMAL,
+    DECIMAL64,
+    JSON,
+    JSON_ENCODED_BYTES,
+    MAX_BLOB_LENGTH,
+    MEDIUMBLOB,
+    ColumnDef,
+    Database,
+    SuperTable,
+    Table,
+    fixed_length,
+)
+from engine.sandbox.values import json_tag_text
 
 if TYPE_CHECKING:
     from engine.sandbox.engine import SandboxEngine
@@ -123,7 +137,13 @@ def encode_delete(engine: SandboxEngine, name: str, stable: SuperTable | None, t
 
 # -- applying what a replicator writes ---------------------------------------------------------
 def _column_from_field(field_: mf.SchemaField, type_mod: int = 0) -> ColumnDef:
-    column = ColumnDef(field_.name, field_.type, field_.length or mf.schema_bytes(field_.type) or 0)
+    if field_.type == JSON:
+        length = (JSON_ENCODED_BYTES - 2) // 4            # json is declared as 4095 characters
+    elif field_.type in (BLOB, MEDIUMBLOB):
+        length = MAX_BLOB_LENGTH
+    else:
+        length = field_.length or fixed_length(field_.type)
+    column = ColumnDef(field_.name, field_.type, length)
     if field_.type in (DECIMAL, DECIMAL64):
         column.precision, column.scale = (type_mod >> 8) & 0xFF, type_mod & 0xFF
         column.length = 16 if field_.type == DECIMAL else 8
@@ -141,7 +161,7 @@ def _tag_values(stable: SuperTable, request: mf.CreateTableRequest) -> list[Any]
     for tag in stable.tags:
         value = named.get(tag.name)
         if tag.type == JSON:
-            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False) if value else None
+            value = json_tag_text(value)
         values.append(value)
     return values
 
@@ -271,7 +291,7 @@ def _apply_alter_table(engine: SandboxEngine, db: str, message: mf.AlterTable) -
             raise error(codes.MND_TAG_NOT_EXIST)
         value = message.tag_value
         if tag.type == JSON:
-            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False) if value else None
+            value = json_tag_text(value)
         engine.set_tag(db, message.table_name, message.tag_name, value, from_replica=True)
     elif message.action in (mf.ALTER_ADD_COLUMN, mf.ALTER_ADD_COLUMN_WITH_COMPRESS_OPTION):
         field_ = mf.SchemaField(message.col_type, message.col_flags, message.col_bytes, 0, message.col_name)
