@@ -41,7 +41,7 @@ from engine.sandbox.catalog import (
     SuperTable,
     Table,
 )
-from engine.sandbox.engine import TableWrite, now_ms
+from engine.sandbox.engine import TableWrite
 from engine.sandbox.values import (
     UNITS_PER_SECOND,
     duration_in_precision,
@@ -151,13 +151,13 @@ class Session:
         if isinstance(expr, ast.TimestampLit):
             return parse_timestamp_text(expr.value, precision)
         if isinstance(expr, ast.FuncCall) and expr.name in ("now", "today"):
-            per_ms = UNITS_PER_SECOND[precision] // 1000
-            current = time.time_ns() // (1_000_000_000 // UNITS_PER_SECOND[precision]) if precision else now_ms()
-            if expr.name == "today":
-                day = 86_400 * UNITS_PER_SECOND[precision]
-                local_offset = -time.timezone * UNITS_PER_SECOND[precision]
-                current = (current + local_offset) // day * day - local_offset
-            return current if per_ms else current
+            per_second = UNITS_PER_SECOND[precision]
+            current = time.time_ns() // (1_000_000_000 // per_second)
+            if expr.name == "today":                       # local midnight, as TDengine computes it
+                day = 86_400 * per_second
+                offset = -time.timezone * per_second
+                current = (current + offset) // day * day - offset
+            return current
         if isinstance(expr, ast.DurationLit):
             return duration_in_precision(expr.value, expr.unit, precision)
         if isinstance(expr, ast.UnaryOp) and expr.op == "-":
