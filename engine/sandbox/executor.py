@@ -56,8 +56,11 @@ if TYPE_CHECKING:
 INFORMATION_SCHEMA = "information_schema"
 PERFORMANCE_SCHEMA = "performance_schema"
 MAX_BLOCK_ROWS = 4096
+MAX_SQL_LENGTH = 1024 * 1024          # libtaos refuses longer statements (TSDB_MAX_ALLOWED_SQL_LEN)
+MAX_RESULT_COLUMNS = 4096             # TSDB_MAX_COLUMNS
 AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "last_row", "spread"})
 UNSIGNED = frozenset({UTINYINT, USMALLINT, UINT, UBIGINT})
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass
@@ -116,6 +119,12 @@ class Session:
         self.current_db = db
 
     def execute(self, sql: str) -> Result:
+        if len(sql) > MAX_SQL_LENGTH:
+            raise error(codes.TSC_EXCEED_SQL_LIMIT, "SQL statement too long")
+        try:
+            sql.encode("utf-8")
+        except UnicodeEncodeError:
+            sql = sql.encode("utf-8", "replace").decode("utf-8")   # as Go's JSON reader: U+FFFD
         try:
             statement = ast.parse(sql)
         except ast.SqlError as exc:
@@ -405,7 +414,10 @@ class Session:
 
         def value(e: ast.Expr) -> int:
             v = self._literal(e, precision)
-            return parse_timestamp_text(v, precision) if isinstance(v, str) else int(v)
+            v = parse_timestamp_text(v, precision) if isinstance(v, str) else int(v)
+            if not INT64_MIN <= v <= INT64_MAX:
+                raise error(codes.TSC_VALUE_OUT_OF_RANGE, "Timestamp out of range")
+            return v
 
         try:
             if isinstance(term, ast.Between) and is_ts(term.expr) and not term.negated:
@@ -455,6 +467,8 @@ class Session:
         return self._query(s, fields, rows, precision)
 
     def _select_constants(self, s: ast.Select) -> Result:
+        if len(s.items) > MAX_RESULT_COLUMNS:
+            raise error(codes.PAR_INVALID_COLUMNS_NUM, "Too many columns in the result")
         fields, values = [], []
         for item in s.items:
             expr = item.expr
@@ -550,6 +564,8 @@ class Session:
         if s.where is not None:
             rows = [r for r in rows if context.truthy(s.where, r)]
         items = _expand_star(s.items, star)
+        if len(items) > MAX_RESULT_COLUMNS:
+            raise error(codes.PAR_INVALID_COLUMNS_NUM, "Too many columns in the result")
         group_keys = [p.expr for p in s.partition_by] + list(s.group_by)
         aggregate = bool(group_keys) or any(_has_aggregate(item.expr) for item in items)
         fields = [context.field(item) for item in items]
@@ -750,6 +766,8 @@ def _like_pattern(pattern: str):
 
 
 def _field_for_value(name: str, value: Any) -> Field:
+    if isinstance(value, str) and len(value.encode()) > 65_533:
+        raise error(codes.PAR_VALUE_TOO_LONG, codes.parser_message(codes.PAR_VALUE_TOO_LONG, name))
     if isinstance(value, bool):
         return Field(name, 1, 1)
     if isinstance(value, int):
@@ -908,7 +926,11 @@ class _Context:
             left, right = self.value(expr.left, row), self.value(expr.right, row)
             if left is None or right is None:
                 return None
-            left, right = float(left), float(right)
+            try:
+                left, right = float(left), float(right)
+            except (TypeError, ValueError):
+                raise error(codes.PAR_WRONG_VALUE_TYPE,
+                            codes.parser_message(codes.PAR_WRONG_VALUE_TYPE, f"operator {expr.op}")) from None
             if expr.op == "+":
                 return left + right
             if expr.op == "-":

@@ -70,6 +70,19 @@ def load_factory(spec: str) -> Callable[..., Any]:
     return obj
 
 
+def _utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates as U+FFFD, as Go's encoding/json reads a ``"\\ud800"`` escape.
+
+    A request can smuggle one in that way and an answer may echo it (an error message quoting the
+    SQL); websockets cannot encode it and would drop the connection.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def _path_of(request_path: str) -> str:
     path = request_path.split("?", 1)[0].rstrip("/")
     return path or "/"
@@ -92,6 +105,8 @@ class _App:
         path = _path_of(websocket.request.path if websocket.request else "/ws")
 
         async def send(frame: str | bytes) -> None:
+            if isinstance(frame, str) and not frame.isascii():
+                frame = _utf8_safe(frame)
             with contextlib.suppress(ConnectionClosed):
                 await websocket.send(frame)
 

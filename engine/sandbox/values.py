@@ -90,10 +90,11 @@ def to_column_value(value: Any, column: ColumnDef, precision: int) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             if isinstance(value, str):
-                return int(value) if value.lstrip("-").isdigit() else parse_timestamp_text(value, precision)
-            if isinstance(value, float):
-                return int(value)
-            return int(value)
+                value = int(value) if value.lstrip("-").isdigit() else parse_timestamp_text(value, precision)
+            value = int(value)
+            if not -(1 << 63) <= value < (1 << 63):
+                raise OverflowError
+            return value
         if t == BOOL:
             if isinstance(value, str):
                 lowered = value.strip().lower()
