@@ -303,13 +303,16 @@ class _Backend:
         return sorted(self.storage.vgroups(db))
 
     def entries(self, vgid: int, start: int) -> Iterator:
-        """WAL entries from ``start`` on, read in chunks (no read transaction left open)."""
+        """WAL entries from ``start`` on, in chunks that grow from 1 (a poll usually needs few; no read
+        transaction is left open between chunks)."""
+        size = 1
         while True:
-            chunk = list(self.storage.wal_read(vgid, start, max_entries=_WAL_CHUNK))
+            chunk = list(self.storage.wal_read(vgid, start, max_entries=size))
             yield from chunk
-            if len(chunk) < _WAL_CHUNK:
+            if len(chunk) < size:
                 return
             start = chunk[-1].version + 1
+            size = min(size * 4, _WAL_CHUNK)
 
 
 # -- consumers ----------------------------------------------------------------------------------------
