@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd) engine/_codec.
 build: $(STAMP)
 
 demo: build
-	$(PY) -m engine.demo --testdata "$(TESTDATA)"
+	$(PY) -m engine.demo
 
 test: build lint
 	$(PY) -m pytest $(PYTEST_FLAGS)

@@ -53,12 +53,37 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--rows", type=int, default=5, metavar="N", help="rows to show per block (default 5)")
     inspect.set_defaults(handler=_command_inspect)
 
+    serve = commands.add_parser(
+        "serve", help="run the supervisor: one worker process per source vgroup of every running task",
+        description="Apply the desired state of the state directory: run, restart and stop the replication "
+                    "workers, and write back what happened. Stops gracefully on SIGTERM/SIGINT. Speaks systemd's "
+                    "notify protocol when $NOTIFY_SOCKET is set.")
+    serve.add_argument("--config", metavar="FILE",
+                       help="configuration file (default: $TDSYNC_CONFIG, else /etc/tdsync/tdsync.toml if present)")
+    serve.add_argument("--state-dir", metavar="DIR",
+                       help="state directory (wins over $TDSYNC_STATE_DIR and the file's state_dir)")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error", "critical"),
+                       help="wins over the file's log_level")
+    serve.add_argument("--check-config", action="store_true",
+                       help="validate the configuration and exit: 0 valid, 1 invalid, 2 unreadable")
+    serve.set_defaults(handler=_command_serve)
+
     sandbox = commands.add_parser(
         "sandbox", add_help=False, help="run the embedded TDengine peer (taosAdapter WebSocket protocol)",
         description="tdsync sandbox --listen 127.0.0.1:6041 --data-dir DIR [--user root --password taosdata]")
     sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
     sandbox.set_defaults(handler=_command_sandbox)
+
+    from engine.replica_cli import register as register_replica  # tdsync replica VERB ...
+
+    register_replica(commands)
     return parser
+
+
+def _command_serve(args: argparse.Namespace) -> int:
+    from engine.replication.supervisor import cli_serve
+
+    return cli_serve(args)
 
 
 def _command_sandbox(args: argparse.Namespace) -> int:

@@ -135,3 +135,98 @@ class ConnectionLost(TdsyncError):
 
     def __reduce__(self):
         return (type(self), (self.endpoint, self.reason))
+
+
+# --- replica CLI ---
+class ReplicaCheckFailed(TdsyncError):
+    """``tdsync replica``: an endpoint cannot be reached or refused a check; the message names it (no password)."""
+
+
+class DatabaseNotFound(ReplicaCheckFailed):
+    """A database named for replication is missing on one side (the seed's wording)."""
+
+    def __init__(self, database: str, where: str) -> None:
+        self.database, self.where = database, where
+        super().__init__(f"Database `{database}` not exists on {where}")
+
+    def __reduce__(self):
+        return (type(self), (self.database, self.where))
+
+
+class ReplicaBusy(TdsyncError):
+    """``tdsync replica remove`` refused: a task is (meant to be) running; stop it first or use --force."""
+
+
+# --- supervisor ---
+class ConfigError(UsageError):
+    """A configuration file holds a value tdsync cannot use; the message names the file and the key."""
+
+    def __init__(self, path: str, key: str | None, reason: str) -> None:
+        self.path, self.key, self.reason = path, key, reason
+        where = f"config file {path}" + (f": key `{key}`" if key else "")
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.key, self.reason))
+
+
+class ConfigFileUnreadable(UsageError):
+    """The configuration file named (by --config or $TDSYNC_CONFIG) does not exist or cannot be read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot read the config file {path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+class SupervisorAlreadyRunning(TdsyncError):
+    """Another ``tdsync serve`` holds this state directory on this host."""
+
+    def __init__(self, state_dir: str, holder: str) -> None:
+        self.state_dir, self.holder = state_dir, holder
+        super().__init__(f"another tdsync serve ({holder}) is running with the state directory {state_dir}; "
+                         f"stop it first (systemctl stop tdsync) or give this one another --state-dir")
+
+    def __reduce__(self):
+        return (type(self), (self.state_dir, self.holder))
+
+
+# --- failover client ---
+class ClientError(TdsyncError):
+    """Base of the errors the failover client (:mod:`engine.client`) raises itself.
+
+    SQL errors are not among them: the wrapped connector's own exception (``taosws.QueryError``,
+    ``taos.error.ProgrammingError``, ...) reaches the caller unchanged.
+    """
+
+
+class ClientSettingsError(ClientError, UsageError):
+    """A DSN or a setting of :func:`engine.client.connect` is wrong; the message names it (no password)."""
+
+
+class ClientClosed(ClientError):
+    """The connection, cursor or statement was closed (by :meth:`close` or a ``with`` block)."""
+
+
+class ClientUsageError(ClientError):
+    """An API misuse, e.g. ``fetchone()`` before any ``execute()`` that returned rows."""
+
+
+class ConnectionUnavailable(ClientError):
+    """No node could serve the call: every endpoint was tried and failed (or reconnection is off).
+
+    ``failures`` is a list of ``(endpoint, last error)`` pairs, one per node, endpoints redacted
+    (``ws://root@td1:6041``) and error texts scrubbed of passwords.
+    """
+
+    def __init__(self, failures: list[tuple[str, str]], note: str = "") -> None:
+        self.failures = [(str(endpoint), str(error)) for endpoint, error in failures]
+        self.note = note
+        listed = "; ".join(f"{endpoint}: {error}" for endpoint, error in self.failures)
+        super().__init__(f"no TDengine node could serve the call ({len(self.failures)} tried): {listed}"
+                         + (f" ({note})" if note else ""))
+
+    def __reduce__(self):
+        return (type(self), (self.failures, self.note))

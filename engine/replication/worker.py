@@ -36,7 +36,8 @@ DATA_RAW_TYPES = (2, 4)
 # Codes that mean "the sink has no such table or super table yet".
 MISSING_TABLE_CODES = frozenset({0x2603, 0x0618, 0x0362, 0x061A, 0x2662})
 # Codes that mean "try again later": the server is busy, restarting or unreachable.
-TRANSIENT_CODES = frozenset({0x000B, 0x0019, 0x0213, 0x012C, 0x0503, 0x0102})
+# 0x03E6: the source dropped this consumer (no poll within max.poll.interval.ms): subscribe again.
+TRANSIENT_CODES = frozenset({0x000B, 0x0019, 0x0213, 0x012C, 0x0503, 0x0102, 0x03E6})
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,12 @@ class VgroupWorker:
         self.sink: Sink | None = None
         self.batches: dict[int, Batch] = {}
         self.next_offset: dict[int, int] = {}   # vgroup -> next WAL version not yet on the sink
+        self.polled_to: dict[int, int] = {}     # vgroup -> next WAL version after the last message polled
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._last_idle_check = 0.0
+        self._last_retention_check = time.monotonic()
+        self._paused = False        # a write had to wait: check the WAL before polling on
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -155,11 +159,20 @@ class VgroupWorker:
             if stored < assigned.begin:
                 raise WalRetentionExceeded(self.database, assigned.vgroup_id, stored, assigned.begin - 1)
             self.next_offset[assigned.vgroup_id] = stored
+            self.polled_to[assigned.vgroup_id] = stored
             if stored != assigned.current:
                 await self.source.seek(self.topic, assigned.vgroup_id, min(stored, assigned.end))
 
     # -- the loop ----------------------------------------------------------------------------
     async def _poll(self) -> RawMessage | None:
+        if self._paused or time.monotonic() - self._last_retention_check > 10.0:
+            try:
+                await self._check_retention()
+            except WalRetentionExceeded:
+                raise
+            except Exception as exc:  # noqa: BLE001 - checked again before the next poll
+                if not is_transient(exc) and not isinstance(exc, TDengineError):
+                    raise
         try:
             return await self.source.poll(self.poll_timeout)
         except Exception as exc:
@@ -174,6 +187,7 @@ class VgroupWorker:
         vgroup = message.vgroup_id
         if vgroup not in self.next_offset and self.offsets.get(self.replica, self.database, vgroup) is not None:
             await self._position_vgroups()     # a rebalance gave this worker a vgroup: check and seek
+        await self._check_gap(vgroup, message.next_offset)
         if message.raw_type in DATA_RAW_TYPES:
             try:
                 data = RawDataMessage.decode(message.data, message.raw_type)
@@ -196,6 +210,35 @@ class VgroupWorker:
         self.stats.metas += 1
         await self._acknowledge(vgroup, message.offset, 0, len(message.data))
 
+    async def _check_gap(self, vgroup: int, end: int | None) -> None:
+        """A message that moves the position by more than one version may hide a purge.
+
+        Entries skipped on purpose (replicated writes, filtered by the server) also make such steps,
+        so only then is the WAL's ``begin`` asked: above what was read before, entries were lost.
+        """
+        before = self.polled_to.get(vgroup, self.next_offset.get(vgroup))
+        if end is not None:
+            self.polled_to[vgroup] = end
+        if before is None or end is None or end - before <= 1:
+            return
+        for assigned in await self.source.assignment(self.topic):
+            if assigned.vgroup_id == vgroup and assigned.begin > before:
+                raise WalRetentionExceeded(self.database, vgroup, before, assigned.begin - 1)
+
+    async def _check_retention(self) -> None:
+        """Stop if the source dropped WAL entries this replica has not copied yet.
+
+        TDengine moves a consumer past purged entries without a word (the next message still
+        reports the offset asked for), so the WAL's ``begin`` is compared with what is on the sink,
+        when idle, after the worker was held up, and every few seconds.
+        """
+        self._last_retention_check = time.monotonic()
+        self._paused = False
+        for assigned in await self.source.assignment(self.topic):
+            stored = self.next_offset.get(assigned.vgroup_id)
+            if stored is not None and stored < assigned.begin and not self.batches.get(assigned.vgroup_id):
+                raise WalRetentionExceeded(self.database, assigned.vgroup_id, stored, assigned.begin - 1)
+
     async def _advance_idle(self) -> None:
         """Nothing to copy: record how far the consumer has read (past entries it filtered out).
 
@@ -206,6 +249,7 @@ class VgroupWorker:
         if now - self._last_idle_check < 1.0:
             return
         self._last_idle_check = now
+        await self._check_retention()
         try:
             for assigned in await self.source.assignment(self.topic):
                 vgroup = assigned.vgroup_id
@@ -259,25 +303,34 @@ class VgroupWorker:
 
     # -- writing -----------------------------------------------------------------------------
     async def _write(self, vgroup: int, raw_type: int, payload: bytes, tables: list[str]) -> None:
-        created_missing = False
+        """Write until the sink acknowledges: transient failures are retried with capped backoff,
+        a missing table is created once from the source's definition, anything else stops the worker."""
+        create_missing = False
+        tried_create = False
         for delay in self.retry.delays():
             try:
+                if create_missing:
+                    await self._create_missing_tables(tables)
+                    create_missing = False
                 await self.sink.write_raw(self.database, raw_type, payload)
                 return
             except TDengineError as exc:
-                if exc.code in MISSING_TABLE_CODES and not created_missing and raw_type in DATA_RAW_TYPES:
-                    created_missing = True
-                    await self._create_missing_tables(tables)
+                if exc.code in MISSING_TABLE_CODES and not tried_create and raw_type in DATA_RAW_TYPES:
+                    create_missing = tried_create = True
                     continue
                 if exc.code not in TRANSIENT_CODES:
                     self._save_failed(payload, raw_type, vgroup, None)
                     raise SinkWriteError(f"{self._where(vgroup)}: the sink refused a raw_type {raw_type} write "
                                          f"for table(s) {', '.join(sorted(set(tables))) or '-'}: {exc}") from None
                 log.warning("%s: sink busy (%s); retrying in %.1fs", self._where(vgroup), exc, delay)
+                self._paused = True
+                await asyncio.sleep(delay)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 log.warning("%s: sink connection lost (%s); retrying in %.1fs", self._where(vgroup), exc, delay)
+                self._paused = True
+                self.heartbeat()
                 await asyncio.sleep(delay)
                 await _quietly_close(self.sink)
                 try:
@@ -285,8 +338,6 @@ class VgroupWorker:
                 except Exception as reconnect:  # noqa: BLE001 - the next round retries
                     if not is_transient(reconnect):
                         raise
-                continue
-            await asyncio.sleep(delay)
 
     async def _create_missing_tables(self, tables: list[str]) -> None:
         """Replication started after these tables were created: copy their definitions from the source."""

@@ -348,9 +348,11 @@ class Sandbox:
             server, app = await start_server(self.ctx, self.host, self.port, max_message_size=self.max_message_size)
             self.port = int((self.ctx.listen_address or f":{self.port}").rsplit(":", 1)[1])
             self._started.set()
+            purger = asyncio.ensure_future(purge_wal_periodically(self.engine))
             try:
                 await self._stop.wait()
             finally:
+                purger.cancel()
                 server.close(close_connections=True)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 10)
@@ -361,6 +363,19 @@ class Sandbox:
                 if callable(close):
                     with contextlib.suppress(Exception):
                         close()
+
+
+async def purge_wal_periodically(engine: Any, interval: float = 1.0) -> None:
+    """TDengine drops WAL entries older than WAL_RETENTION_PERIOD; the sandbox checks every second."""
+    purge = getattr(engine, "purge_wal", None)
+    if purge is None:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purge()
+        except Exception:  # noqa: BLE001 - retention must never take the server down
+            log.exception("WAL purge failed")
 
 
 def _file_tracer(path: Path) -> Callable[[str, str], None]:
@@ -386,9 +401,11 @@ async def serve_forever(data_dir: Path | str, host: str = "127.0.0.1", port: int
         server, app = await start_server(ctx, host, port)
         if ready is not None:
             ready(ctx.listen_address or f"{host}:{port}")
+        purger = asyncio.ensure_future(purge_wal_periodically(engine))
         try:
             await (stop.wait() if stop is not None else asyncio.Future())
         finally:
+            purger.cancel()
             server.close(close_connections=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 10)

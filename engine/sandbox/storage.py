@@ -217,23 +217,28 @@ class Storage:
                 count += 1
 
     def wal_purge(self, vgid: int, keep_after_ms: int | None, max_bytes: int | None) -> int:
-        """Drop the oldest entries older than the retention period or beyond the size limit."""
+        """Drop the oldest entries older than the retention period or beyond the size limit.
+
+        Without a size limit only the entries to drop (and the first one kept) are read.
+        """
         begin, end = self.wal_range(vgid)
-        if begin >= end:
+        if begin >= end - 1:                               # the newest entry always stays
             return 0
-        doomed: list[int] = []
+        entries: list[tuple[int, int, int]] = []           # (version, size, time)
         with self.read() as txn:
-            sizes = []
             cursor = txn.cursor(db=self._wal)
             if cursor.set_range(_WAL_KEY.pack(vgid, begin)):
                 for key, value in cursor:
                     key_vgid, version = _WAL_KEY.unpack(key)
-                    if key_vgid != vgid:
+                    if key_vgid != vgid or version >= end - 1:
                         break
                     time_ms = _unpack(value)[5]
-                    sizes.append((version, len(value), time_ms))
-        total = sum(size for _, size, _ in sizes)
-        for version, size, time_ms in sizes[:-1]:          # the newest entry always stays
+                    entries.append((version, len(value), time_ms))
+                    if max_bytes is None and (keep_after_ms is None or time_ms >= keep_after_ms):
+                        break
+        total = sum(size for _, size, _ in entries) if max_bytes is not None else 0
+        doomed: list[int] = []
+        for version, size, time_ms in entries:
             too_old = keep_after_ms is not None and time_ms < keep_after_ms
             too_big = max_bytes is not None and max_bytes >= 0 and total > max_bytes
             if not (too_old or too_big):
