@@ -71,7 +71,8 @@ class Demo:
                     break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"sandbox {side} did not start; see {self.root}/sandbox-{side}.log") from None from None
+                        log = self.root / f"sandbox-{side}.log"
+                        raise RuntimeError(f"sandbox {side} did not start; see {log}") from None
                     time.sleep(0.1)
             print(f"  {side}: {self.urls[side]}")
 
