@@ -50,6 +50,7 @@ class TableWrite:
     columns: list[ColumnDef]
     rows: list[list[Any]] = field(default_factory=list)
     created: bytes | None = None       # encoded SVCreateTbReq when this write auto-created the table
+    block: bytes | None = None         # the same rows as a TMQ-form raw block, when a raw write brought one
 
 
 class SandboxEngine:
@@ -178,8 +179,8 @@ class SandboxEngine:
         creates = []
         rows = 0
         for w in writes:
-            block = encode_block([(c.type, c.encoded_bytes, [row[i] for row in w.rows])
-                                  for i, c in enumerate(w.columns)])
+            block = w.block or encode_block([(c.type, c.encoded_bytes, [row[i] for row in w.rows])
+                                             for i, c in enumerate(w.columns)])
             blocks.append((block, [c.schema_entry() for c in w.columns], w.table.name))
             rows += len(w.rows)
             if w.created is not None:
@@ -395,8 +396,11 @@ class SandboxEngine:
             for vgid, group in by_vgroup.items():
                 for w in group:
                     ids = [c.col_id for c in w.columns]
-                    self.storage.upsert_rows(txn, db_name, w.table.name,
-                                             [(row[0], dict(zip(ids, map(_storable, row)))) for row in w.rows])
+                    if any(c.type in (DECIMAL, DECIMAL64) for c in w.columns):
+                        stored = [(row[0], dict(zip(ids, map(_storable, row)))) for row in w.rows]
+                    else:
+                        stored = [(row[0], dict(zip(ids, row))) for row in w.rows]
+                    self.storage.upsert_rows(txn, db_name, w.table.name, stored)
                     affected += len(w.rows)
                 self._append_data(txn, db, vgid, group, from_replica)
         for table in new_tables:
@@ -501,7 +505,12 @@ class SandboxEngine:
         rows = [list(row) for row in zip(*values)]
         if any(row[0] is None for row in rows):
             raise error(codes.PAR_PRIMARY_KEY_IS_NULL)
-        return TableWrite(table, [column for _, column in pairs], rows)
+        bound = [c for _, c in pairs]
+        # The block serves the WAL as it is when it holds exactly the bound columns, in table order,
+        # with the table's widths (a narrower varchar is bound too, but the WAL carries the table's).
+        same = [index for index, _ in pairs] == list(range(block.num_columns)) and all(
+            source.encoded_bytes == column.encoded_bytes for source, column in zip(block_columns, bound))
+        return TableWrite(table, bound, rows, block=block.to_bytes(version=2) if same else None)
 
     # -- topics ------------------------------------------------------------------------------
     def create_topic(self, name: str, db_name: str, with_meta: bool, if_not_exists: bool = False) -> None:

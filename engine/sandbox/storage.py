@@ -129,14 +129,13 @@ class Storage:
     def upsert_rows(self, txn, db: str, table: str, rows: list[tuple[int, dict[int, Any]]]) -> None:
         """Write rows keyed by timestamp; an existing row keeps the columns a write leaves out."""
         prefix = _row_prefix(db, table)
+        rows_db = self._rows
         for ts, values in rows:
             key = _row_key(prefix, ts)
-            old = txn.get(key, db=self._rows)
-            if old is not None:
-                merged = _unpack(old)
+            if not txn.put(key, _pack(values), overwrite=False, db=rows_db):   # a new timestamp: done
+                merged = _unpack(txn.get(key, db=rows_db))
                 merged.update(values)
-                values = merged
-            txn.put(key, _pack(values), db=self._rows)
+                txn.put(key, _pack(merged), db=rows_db)
 
     def scan_rows(self, txn, db: str, table: str, ts_min: int | None = None,
                   ts_max: int | None = None) -> Iterator[tuple[int, dict[int, Any]]]:
