@@ -502,8 +502,8 @@ class SandboxEngine:
                 raise error(codes.INVALID_PARA, f"decimal precision or scale not match: {column.name}")
         pairs.sort(key=lambda pair: columns.index(pair[1]))
         values = [block_columns[index].to_pylist() for index, _ in pairs]
-        rows = [list(row) for row in zip(*values)]
-        if any(row[0] is None for row in rows):
+        rows = list(zip(*values))
+        if None in values[0]:
             raise error(codes.PAR_PRIMARY_KEY_IS_NULL)
         bound = [c for _, c in pairs]
         # The block serves the WAL as it is when it holds exactly the bound columns, in table order,

@@ -78,6 +78,7 @@ class Storage:
         self._offsets = self.env.open_db(b"offsets")
         self._wal_range: dict[int, list[int]] = {}    # vgid -> [begin, end]
         self._pending_ranges: dict[int, list[int]] = {}  # changes of the open write transaction
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._load_wal_ranges()
 
     def close(self) -> None:
@@ -130,9 +131,10 @@ class Storage:
         """Write rows keyed by timestamp; an existing row keeps the columns a write leaves out."""
         prefix = _row_prefix(db, table)
         rows_db = self._rows
+        pack = self._packer.pack       # one Packer per storage (one server thread): packb makes one per call
         for ts, values in rows:
             key = _row_key(prefix, ts)
-            if not txn.put(key, _pack(values), overwrite=False, db=rows_db):   # a new timestamp: done
+            if not txn.put(key, pack(values), overwrite=False, db=rows_db):   # a new timestamp: done
                 merged = _unpack(txn.get(key, db=rows_db))
                 merged.update(values)
                 txn.put(key, _pack(merged), db=rows_db)
