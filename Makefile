@@ -30,6 +30,9 @@ test-long: build
 bench: build
 	$(PY) -m pytest bench -o addopts="" -o testpaths=bench --benchmark-columns=min,median,ops --benchmark-group-by=group $(PYTEST_FLAGS)
 	$(PY) -m bench.codec_report
+	$(PY) -m bench.sandbox_bench
+	$(PY) -m bench.replication_bench
+	$(PY) -m bench.failover_bench
 
 lint: build
 	$(VENV)/bin/ruff check engine tests bench setup.py
