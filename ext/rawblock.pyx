@@ -98,19 +98,22 @@ cdef RawBlock parse_raw_block(ByteSource src, Reader *r, Py_ssize_t exact_len):
         elif c.prefix != 0 and nbytes < c.prefix:
             codec_error("column bytes", hr.pos - 4, f"variable column {i} declares only {nbytes} bytes")
     lengths_at = take(&hr, 4 * b.num_columns, "column lengths")
-    if not _lay_out(b, r.data, lengths_at, total, False):
-        if not _lay_out(b, r.data, lengths_at, total, True):
+    if not _lay_out(b, r.data, lengths_at, total, False, False):
+        if not _lay_out(b, r.data, lengths_at, total, True, False):
             # Report against the little-endian reading, the one every 3.3 client produces.
-            _lay_out_or_raise(b, r.data, lengths_at, total)
+            _lay_out(b, r.data, lengths_at, total, False, True)
         b.big_endian_lengths = True
     _check_offsets(b, r.data)
     r.pos = start + total
     return b
 
 
-cdef bint _lay_out(RawBlock b, const unsigned char *data, Py_ssize_t lengths_at, Py_ssize_t total,
-                   bint big_endian) noexcept:
-    """Place every column section for one byte order of the length array; False if inconsistent."""
+cdef int _lay_out(RawBlock b, const unsigned char *data, Py_ssize_t lengths_at, Py_ssize_t total,
+                  bint big_endian, bint report) except -1:
+    """Place every column section for one byte order of the length array: 1 if consistent, else 0.
+
+    With ``report`` an inconsistency raises a CodecError naming the column instead.
+    """
     cdef Py_ssize_t pos = lengths_at + 4 * b.num_columns
     cdef Py_ssize_t end = b.start + total
     cdef Py_ssize_t rows = b.num_rows
@@ -124,54 +127,35 @@ cdef bint _lay_out(RawBlock b, const unsigned char *data, Py_ssize_t lengths_at,
         else:
             n = load_i32le(data + lengths_at + 4 * i)
         if n < 0:
-            return False
+            if report:
+                codec_error("column length", lengths_at + 4 * i, f"negative length {n} for column {i}")
+            return 0
         c.data_len = <int32_t>n
         c.nulls_at = pos
         if c.prefix:
             pos += 4 * rows
         else:
             if n != c.width * rows:
-                return False
+                if report:
+                    codec_error("column length", lengths_at + 4 * i,
+                                f"column {i} has {n} bytes, {rows} rows of {TYPE_NAMES[c.type]} "
+                                f"need {c.width * rows}")
+                return 0
             pos += (rows + 7) >> 3
         c.data_at = pos
-        if n > end - pos:
-            return False
-        pos += n
-    if pos == end:
-        b.has_blank_fill = False
-        return True
-    if pos + 1 == end:
-        b.has_blank_fill = True
-        return True
-    return False
-
-
-cdef int _lay_out_or_raise(RawBlock b, const unsigned char *data, Py_ssize_t lengths_at,
-                           Py_ssize_t total) except -1:
-    cdef Py_ssize_t pos = lengths_at + 4 * b.num_columns
-    cdef Py_ssize_t end = b.start + total
-    cdef Py_ssize_t rows = b.num_rows
-    cdef int64_t n
-    cdef int i
-    cdef ColumnLayout *c
-    for i in range(b.num_columns):
-        c = &b.cols[i]
-        n = load_i32le(data + lengths_at + 4 * i)
-        if n < 0:
-            codec_error("column length", lengths_at + 4 * i, f"negative length {n} for column {i}")
-        if c.prefix:
-            pos += 4 * rows
-        else:
-            if n != c.width * rows:
-                codec_error("column length", lengths_at + 4 * i,
-                            f"column {i} has {n} bytes, {rows} rows of {TYPE_NAMES[c.type]} need {c.width * rows}")
-            pos += (rows + 7) >> 3
         if pos > end or n > end - pos:
-            codec_error("column length", lengths_at + 4 * i,
-                        f"column {i} ({n} bytes) runs past the block end at byte {end}")
+            if report:
+                codec_error("column length", lengths_at + 4 * i,
+                            f"column {i} ({n} bytes) runs past the block end at byte {end}")
+            return 0
         pos += n
-    codec_error("block total length", b.start + 4,
-                f"columns end at byte {pos} but the block declares it ends at byte {end}")
+    if pos == end or pos + 1 == end:
+        b.has_blank_fill = pos + 1 == end
+        return 1
+    if report:
+        codec_error("block total length", b.start + 4,
+                    f"columns end at byte {pos} but the block declares it ends at byte {end}")
+    return 0
 
 
 cdef int _check_offsets(RawBlock b, const unsigned char *data) except -1:
