@@ -5,7 +5,9 @@ Two connection classes answer what a taosAdapter 3.3 answers, frame for frame:
 * :class:`SqlConnection` — ``GET /ws`` (and the legacy ``/rest/ws``): JSON actions ``version``,
   ``conn``, ``query``, ``fetch``, ``fetch_block``, ``free_result``, ``num_fields``,
   ``get_current_db``, ``get_server_info``, ``options_connection``, ``check_server_status``,
-  ``get_connection_info``; binary actions 3 ``write_raw``, 4 ``write_raw_block``,
+  ``get_connection_info``; the prepared-statement (``stmt``) actions ``init``, ``prepare``,
+  ``set_table_name``, ``set_tags``, ``add_batch``, ``exec``, ``close`` and binary 1 ``set_tags``,
+  2 ``bind`` (INSERT only, in ``statements.py``); binary actions 3 ``write_raw``, 4 ``write_raw_block``,
   5 ``write_raw_block_with_fields``, 6 ``binary_query``, 7 ``fetch_raw_block``.
 * :class:`TmqConnection` — ``GET /rest/tmq``: one consumer per socket; ``subscribe``, ``poll``,
   ``fetch``, ``fetch_block``, ``fetch_raw``, ``fetch_raw_data``, ``fetch_json_meta``, ``commit``,
@@ -38,6 +40,8 @@ from typing import Any, Protocol
 
 from engine import error_codes as codes
 from engine.errors import CodecError, TDengineError
+from engine.sandbox.statements import JSON_ACTIONS as STMT_ACTIONS
+from engine.sandbox.statements import Statements
 
 log = logging.getLogger("tdsync.sandbox.protocol")
 
@@ -448,9 +452,8 @@ class _QueryResult:
 
 _SQL_ACTIONS_WITHOUT_CONN = ("version", "conn", "check_server_status")
 _UNSUPPORTED_SQL_ACTIONS = frozenset({
-    "insert", "init", "prepare", "set_table_name", "set_tags", "bind", "add_batch", "exec", "close",
-    "get_tag_fields", "get_col_fields", "use_result", "stmt_num_params", "stmt_get_param", "stmt2_init",
-    "stmt2_prepare", "stmt2_exec", "stmt2_bind_exec", "stmt2_result", "stmt2_close",
+    "insert", "bind", "get_tag_fields", "get_col_fields", "use_result", "stmt_num_params", "stmt_get_param",
+    "stmt2_init", "stmt2_prepare", "stmt2_exec", "stmt2_bind_exec", "stmt2_result", "stmt2_close",
 })
 
 
@@ -465,6 +468,7 @@ class SqlConnection:
         self.results: dict[int, _QueryResult] = {}
         self._result_ids = itertools.count(1)
         self.closed = False
+        self.stmts = Statements(send, lambda: self.session)     # stmt actions (statements.py)
 
     # -- entry points --------------------------------------------------------------------
     async def on_text(self, data: str | bytes, t0: int | None = None) -> None:
@@ -479,6 +483,9 @@ class SqlConnection:
             return
         self.ctx.note("ws", action)
         handler = self._JSON_HANDLERS.get(action)
+        if handler is None and action in STMT_ACTIONS and self.session is not None:
+            await self.stmts.on_text(action, args, t0)
+            return
         if handler is None:
             if action in _UNSUPPORTED_SQL_ACTIONS and self.session is not None:
                 await self.send(error_response(action, lenient_req_id(args), ADAPTER_ERROR,
@@ -526,6 +533,8 @@ class SqlConnection:
             await self._binary_query(name, req_id, data, t0)
         elif action == FETCH_RAW_BLOCK:
             await self._fetch_raw_block(req_id, resource_id, data, t0)
+        elif action in (SET_TAGS, BIND):
+            await self.stmts.on_binary(action, req_id, resource_id, data, t0)
         elif action in BINARY_ACTION_NAMES:
             await self.send(error_response(name, req_id, ADAPTER_ERROR,
                                            f"binary action {name} is not supported by the tdsync sandbox", t0))
@@ -535,6 +544,7 @@ class SqlConnection:
     async def close(self) -> None:
         self.closed = True
         self.results.clear()
+        self.stmts.close()
         self.session = None
 
     # -- JSON actions --------------------------------------------------------------------
