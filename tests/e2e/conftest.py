@@ -8,7 +8,10 @@ reached over ``taos://`` (libtaos must load; otherwise those tests are skipped w
 SQL from the tests goes through tdsync's own connectors (``open_sink(url).query``) on a private
 event loop thread, so the same helpers work for every kind of peer. Nothing is mocked.
 
-Fixtures: ``backend`` ("sandbox" / "native", the latter skipped unless configured), ``peers``
+With ``TDSYNC_TEST_WS=host:port,host:port`` the same tests run against a real pair through taosAdapter
+(``ws://``; a password other than taosdata goes in ``TDSYNC_PASSWORD``).
+
+Fixtures: ``backend`` ("sandbox" / "native" / "ws", the real ones skipped unless configured), ``peers``
 (:class:`Peers`: ``pair()``, ``database()``, ``probe()``; cleaned up after the test), ``workers``
 (makes :class:`WorkerProcess` es, killed after the test), ``offsets_dir`` and ``store`` (the LMDB
 :class:`OffsetStore` the workers use, read by the test). Helpers: :class:`Writer` (keeps inserting
@@ -43,7 +46,8 @@ from engine.replication.offsets import OffsetStore
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE_ENV = "TDSYNC_TEST_NATIVE"
-BACKENDS = ["sandbox", "native"]
+WS_ENV = "TDSYNC_TEST_WS"
+BACKENDS = ["sandbox", "native", "ws"]     # native/ws: a real TDengine pair, skipped unless configured
 
 
 # --- small utilities ----------------------------------------------------------------------------
@@ -300,9 +304,22 @@ class ThreadSandbox(Peer):
 class NativePeer(Peer):
     kind = "native TDengine"
 
-    def __init__(self, name: str, address: str) -> None:
+    def __init__(self, name: str, address: str, scheme: str = "taos") -> None:
         super().__init__(name)
-        self.url = f"taos://{address}"
+        self.url = f"{scheme}://{address}"
+        if scheme != "taos":
+            self.kind = "TDengine over taosAdapter"
+
+
+def ws_addresses() -> tuple[str, str]:
+    """(source, sink) host:port of a real TDengine pair's taosAdapters, or skip with the reason."""
+    spec = os.environ.get(WS_ENV, "").strip()
+    if not spec:
+        pytest.skip(f"{WS_ENV} is not set (host:port,host:port of two taosAdapters of TDengine 3.3: source, sink)")
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(parts) != 2:
+        pytest.skip(f"{WS_ENV}={spec!r}: the end-to-end tests need two servers, source and sink (host:port,host:port)")
+    return parts[0], parts[1]
 
 
 def native_addresses() -> tuple[str, str]:
@@ -327,6 +344,8 @@ def native_addresses() -> tuple[str, str]:
 def backend(request) -> str:
     if request.param == "native":
         native_addresses()
+    if request.param == "ws":
+        ws_addresses()
     return request.param
 
 
@@ -346,6 +365,9 @@ class Peers:
         if self.backend == "native":
             src, dst = native_addresses()
             source, sink = NativePeer("source", src), NativePeer("sink", dst)
+        elif self.backend == "ws":
+            src, dst = ws_addresses()
+            source, sink = NativePeer("source", src, "ws"), NativePeer("sink", dst, "ws")
         else:
             source = self.sandbox("source", source_mode, **thread_options)
             sink = self.sandbox("sink", sink_mode)
@@ -364,7 +386,7 @@ class Peers:
         name = "d" if self.backend == "sandbox" else f"e2e_{uuid.uuid4().hex[:10]}"
         for index, peer in enumerate(self.made):
             peer.execute(f"CREATE DATABASE {name} VGROUPS {vgroups} {source_options if index == 0 else ''}")
-        if self.backend == "native":
+        if self.backend != "sandbox":
             made = list(self.made)
 
             def drop() -> None:
