@@ -210,9 +210,9 @@ def _emit(args: argparse.Namespace, document: Any, text: str | None) -> None:
 @contextmanager
 def _state(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]:
     """The StateStore of ``--state-dir``; ``None`` when it does not exist yet and ``create`` is false."""
-    from engine.replication.state import StateStore, default_state_dir
+    from engine.replication.state import StateStore
 
-    path = args.state_dir or default_state_dir()
+    path = _state_path(args)
     if not create and not (path / "data.mdb").exists():
         yield None
         return
@@ -224,9 +224,10 @@ def _state(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]:
 
 
 def _state_path(args: argparse.Namespace) -> Path:
-    from engine.replication.state import default_state_dir
+    """--state-dir, else $TDSYNC_STATE_DIR, else the config file's state_dir (as `tdsync serve`)."""
+    from engine.config import load_config
 
-    return args.state_dir or default_state_dir()
+    return Path(load_config(None, state_dir=args.state_dir).state_dir)
 
 
 def _replicas(store: Any, ids: list[str] | None) -> list[Any]:
