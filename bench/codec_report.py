@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    import Cython
+    try:
+        from Cython import __version__ as cython_version
+    except ImportError:          # Cython is a build requirement; the built extension does not need it
+        cython_version = "not installed"
 
-    print(f"tdsync codec benchmark - Python {platform.python_version()}, Cython {Cython.__version__}, "
+    print(f"tdsync codec benchmark - Python {platform.python_version()}, Cython {cython_version}, "
           f"{platform.machine()} {platform.processor() or ''}".rstrip())
     all_messages()      # build (and cache) every message before timing anything
     print(f"messages built in {time.perf_counter() - started:.1f} s; best of up to {args.repeats} repeats "
