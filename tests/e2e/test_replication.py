@@ -180,6 +180,10 @@ def test_one_way_every_type_ddl_and_deletes(sides, tmp_path):
         a.sql("create stable alltypes.events (ts timestamp, code int) tags (info json)")
         a.sql("create table alltypes.ev1 using alltypes.events tags ('{\"site\": \"东京\", \"n\": 3}')")
         a.sql("insert into alltypes.ev1 values (1, 1) (2, NULL)")
+        a.sql("create stable alltypes.blobs (ts timestamp, id int, payload blob, vb varbinary(16)) tags (g int)")
+        big = "ab" * 1536                               # 3 KB, as in the golden blob case
+        a.sql(f"insert into alltypes.blob_1 using alltypes.blobs tags (1) values (1, 1, '', '\\x00') "
+              f"(2, 2, NULL, NULL) (3, 3, '\\x{big}', '\\x0102') (4, 4, 'text', 'v')")
         a.sql("delete from alltypes.m5 where ts < 1767225700000")
         a.sql("delete from alltypes.meters where ts >= 1767226400000 and ts <= 1767226410000")
         a.sql("drop table alltypes.m7")
@@ -194,6 +198,8 @@ def test_one_way_every_type_ddl_and_deletes(sides, tmp_path):
         b.sql("select * from alltypes.m7")
     assert b.sql("select c_extra from alltypes.m0 where ts = 1767300000000").rows == [(2.5,)]
     assert b.sql("select c_d128 from alltypes.m3 where ts = 1767225601000").rows == [(Decimal("3.00000001"),)]
+    assert b.sql("select payload from alltypes.blob_1 order by ts").rows == [
+        (b"",), (None,), (bytes.fromhex("ab" * 1536),), (b"text",)]
     app, replicated = b.replicated_rows("alltypes")
     assert app == 0 and replicated == a.replicated_rows("alltypes")[0]
 
