@@ -11,9 +11,9 @@ value of the wrong kind is an error naming the file and the key (``tdsync serve 
     log_level = "info"                  # debug, info, warning, error
 
     [batch]                             # when a worker writes its batch: whichever comes first
-    max_rows = 100000
-    max_bytes = 8388608
-    max_age = 0.2                       # seconds
+    max_rows = 20000
+    max_bytes = 2097152
+    max_age = 0.1                       # seconds
 
     [credentials]                       # for endpoints written without user / password
     user = "root"

@@ -128,16 +128,25 @@ class Storage:
 
     # -- rows --------------------------------------------------------------------------------
     def upsert_rows(self, txn, db: str, table: str, rows: list[tuple[int, dict[int, Any]]]) -> None:
-        """Write rows keyed by timestamp; an existing row keeps the columns a write leaves out."""
+        """Write rows keyed by timestamp; an existing row keeps the columns a write leaves out.
+
+        New timestamps (the usual case) go in with one ``putmulti``; rows whose key was already
+        there are merged afterwards.
+        """
         prefix = _row_prefix(db, table)
         rows_db = self._rows
         pack = self._packer.pack       # one Packer per storage (one server thread): packb makes one per call
-        for ts, values in rows:
-            key = _row_key(prefix, ts)
-            if not txn.put(key, pack(values), overwrite=False, db=rows_db):   # a new timestamp: done
-                merged = _unpack(txn.get(key, db=rows_db))
+        ts_key = _TS.pack
+        items = [(prefix + ts_key(ts + _TS_BIAS), pack(values)) for ts, values in rows]
+        _consumed, added = txn.cursor(db=rows_db).putmulti(items, overwrite=False)
+        if added == len(items):
+            return
+        for (key, packed), (_ts, values) in zip(items, rows):
+            current = txn.get(key, db=rows_db)
+            if current != packed:
+                merged = _unpack(current)
                 merged.update(values)
-                txn.put(key, _pack(merged), db=rows_db)
+                txn.put(key, pack(merged), db=rows_db)
 
     def scan_rows(self, txn, db: str, table: str, ts_min: int | None = None,
                   ts_max: int | None = None) -> Iterator[tuple[int, dict[int, Any]]]:
