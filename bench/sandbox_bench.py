@@ -301,8 +301,9 @@ def no_reencode_check(data_dir: Path, payloads: list[tuple[int, int, int, bytes]
     lines.append(f"    per poll the server still decodes the entry once (tmq._assemble): {decode_us:,.0f} µs for "
                  f"{size / 1e3:.0f} kB ({size / decode_us:,.0f} MB/s); the multi-entry path "
                  f"(decode 5 + merge + encode) costs {merge_us:,.0f} µs per 5 entries")
-    lines.append(f"    WAL reads: a 256-entry chunk ({len(chunk)} entries = {chunk_mb:.1f} MB) takes {chunk_ms:.2f} ms, "
-                 f"one entry {one_ms:.3f} ms; polls read chunks that grow from one entry (tmq._Backend.entries)")
+    lines.append(f"    WAL reads: a 256-entry chunk ({len(chunk)} entries = {chunk_mb:.1f} MB) takes "
+                 f"{chunk_ms:.2f} ms, one entry {one_ms:.3f} ms; polls read chunks that grow from one entry "
+                 f"(tmq._Backend.entries)")
     return lines
 
 
