@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.codec import RawDataMessage, decode_message
-from engine.connectors.base import RawMessage, Sink, Source
+from engine.connectors.base import RawMessage, Sink, Source, VgroupAssignment
 from engine.errors import (
     CodecError,
     ConnectionLost,
@@ -168,9 +168,7 @@ class VgroupWorker:
         if self._paused or time.monotonic() - self._last_retention_check > 10.0:
             try:
                 await self._check_retention()
-            except WalRetentionExceeded:
-                raise
-            except Exception as exc:  # noqa: BLE001 - checked again before the next poll
+            except Exception as exc:  # noqa: BLE001 - checked again before the next poll; data loss raises
                 if not is_transient(exc) and not isinstance(exc, TDengineError):
                     raise
         try:
@@ -225,7 +223,7 @@ class VgroupWorker:
             if assigned.vgroup_id == vgroup and assigned.begin > before:
                 raise WalRetentionExceeded(self.database, vgroup, before, assigned.begin - 1)
 
-    async def _check_retention(self) -> None:
+    async def _check_retention(self) -> list[VgroupAssignment]:
         """Stop if the source dropped WAL entries this replica has not copied yet.
 
         TDengine moves a consumer past purged entries without a word (the next message still
@@ -234,10 +232,12 @@ class VgroupWorker:
         """
         self._last_retention_check = time.monotonic()
         self._paused = False
-        for assigned in await self.source.assignment(self.topic):
+        assignment = await self.source.assignment(self.topic)
+        for assigned in assignment:
             stored = self.next_offset.get(assigned.vgroup_id)
             if stored is not None and stored < assigned.begin and not self.batches.get(assigned.vgroup_id):
                 raise WalRetentionExceeded(self.database, assigned.vgroup_id, stored, assigned.begin - 1)
+        return assignment
 
     async def _advance_idle(self) -> None:
         """Nothing to copy: record how far the consumer has read (past entries it filtered out).
@@ -249,9 +249,9 @@ class VgroupWorker:
         if now - self._last_idle_check < 1.0:
             return
         self._last_idle_check = now
-        await self._check_retention()
+        assignment = await self._check_retention()     # one assignment answers both questions
         try:
-            for assigned in await self.source.assignment(self.topic):
+            for assigned in assignment:
                 vgroup = assigned.vgroup_id
                 if self.batches.get(vgroup):
                     continue
