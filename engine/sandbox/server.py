@@ -340,29 +340,18 @@ class Sandbox:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        self.engine = self.engine_factory(self.data_dir, self.user, self.password)
-        try:
-            self.tmq = self.tmq_factory(self.engine)
-            self.ctx = ServerContext(self.engine, self.tmq, version=self.version)
-            self.ctx.trace = _file_tracer(self.trace_file) if self.trace_file else None
-            server, app = await start_server(self.ctx, self.host, self.port, max_message_size=self.max_message_size)
-            self.port = int((self.ctx.listen_address or f":{self.port}").rsplit(":", 1)[1])
+
+        def created(engine: Any, tmq: Any, ctx: ServerContext) -> None:
+            self.engine, self.tmq, self.ctx = engine, tmq, ctx
+
+        def ready(address: str) -> None:
+            self.port = int(address.rsplit(":", 1)[1])
             self._started.set()
-            purger = asyncio.ensure_future(purge_wal_periodically(self.engine))
-            try:
-                await self._stop.wait()
-            finally:
-                purger.cancel()
-                server.close(close_connections=True)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(server.wait_closed(), 10)
-                await app.close_all()
-        finally:
-            for obj in (self.tmq, self.engine):
-                close = getattr(obj, "close", None)
-                if callable(close):
-                    with contextlib.suppress(Exception):
-                        close()
+
+        await serve_forever(self.data_dir, self.host, self.port, user=self.user, password=self.password,
+                            version=self.version, stop=self._stop, ready=ready, created=created,
+                            engine_factory=self.engine_factory, tmq_factory=self.tmq_factory,
+                            trace_file=self.trace_file, max_message_size=self.max_message_size)
 
 
 async def purge_wal_periodically(engine: Any, interval: float = 1.0) -> None:
@@ -390,15 +379,23 @@ async def serve_forever(data_dir: Path | str, host: str = "127.0.0.1", port: int
                         password: str = "taosdata", version: str | None = None,
                         stop: asyncio.Event | None = None, ready: Callable[[str], None] | None = None,
                         engine_factory: EngineFactory | None = None, tmq_factory: TmqFactory | None = None,
-                        trace_file: Path | str | None = None) -> None:
-    """Run the sandbox in the current event loop until ``stop`` is set (or the task is cancelled)."""
+                        trace_file: Path | str | None = None,
+                        created: Callable[[Any, Any, ServerContext], None] | None = None,
+                        max_message_size: int | None = DEFAULT_MAX_MESSAGE) -> None:
+    """Run the sandbox in the current event loop until ``stop`` is set (or the task is cancelled).
+
+    ``created(engine, tmq, ctx)`` sees the objects before the server listens; ``ready(address)``
+    is called once it does.
+    """
     engine = (engine_factory or _default_engine)(Path(data_dir), user, password)
     tmq = None
     try:
         tmq = (tmq_factory or _default_tmq)(engine)
         ctx = ServerContext(engine, tmq, version=version)
         ctx.trace = _file_tracer(Path(trace_file)) if trace_file else None
-        server, app = await start_server(ctx, host, port)
+        if created is not None:
+            created(engine, tmq, ctx)
+        server, app = await start_server(ctx, host, port, max_message_size=max_message_size)
         if ready is not None:
             ready(ctx.listen_address or f"{host}:{port}")
         purger = asyncio.ensure_future(purge_wal_periodically(engine))
