@@ -2160,29 +2160,21 @@ class _Parser:
 
     def expr(self) -> Expr:
         """An expression (no predicates): bitwise, additive, multiplicative, unary, ``->``."""
-        left = self.additive()
-        t = self.toks[self.i]
-        while t[0] == "op" and (t[1] == "&" or t[1] == "|"):
-            self.i += 1
-            left = BinaryOp(t[1], left, self.additive(), t[2])
-            t = self.toks[self.i]
-        return left
+        return self._left_assoc(self.additive, ("&", "|"))
 
     def additive(self) -> Expr:
-        left = self.multiplicative()
-        t = self.toks[self.i]
-        while t[0] == "op" and (t[1] == "+" or t[1] == "-"):
-            self.i += 1
-            left = BinaryOp(t[1], left, self.multiplicative(), t[2])
-            t = self.toks[self.i]
-        return left
+        return self._left_assoc(self.multiplicative, ("+", "-"))
 
     def multiplicative(self) -> Expr:
-        left = self.unary()
+        return self._left_assoc(self.unary, ("*", "/", "%"))
+
+    def _left_assoc(self, operand, ops: tuple[str, ...]) -> Expr:
+        """``operand (op operand)*`` folded to the left: one precedence level of binary operators."""
+        left = operand()
         t = self.toks[self.i]
-        while t[0] == "op" and (t[1] == "*" or t[1] == "/" or t[1] == "%"):
+        while t[0] == "op" and t[1] in ops:
             self.i += 1
-            left = BinaryOp(t[1], left, self.unary(), t[2])
+            left = BinaryOp(t[1], left, operand(), t[2])
             t = self.toks[self.i]
         return left
 
