@@ -1223,6 +1223,22 @@ class TmqConnection:
         })
 
     # -- message access ------------------------------------------------------------------
+    async def _held_for(self, action: str, req: dict, t0: int, mismatch: str, *,
+                        data: bool = False) -> _TmqMessage | None:
+        """The held message a fetch action asks for, or None once the refusal has been sent.
+
+        ``mismatch`` is the adapter's text for a wrong message id (it differs per action);
+        ``data`` refuses meta messages, as fetch and fetch_block do.
+        """
+        if await self._not_init(action, req, t0, True):
+            return None
+        held = await self._held(action, req, t0, mismatch)
+        if held is not None and data and int(held.msg.message_type) not in (TMQ_RES_DATA, TMQ_RES_METADATA):
+            await self.send(error_response(action, req["req_id"], ADAPTER_ERROR, "message type is not data", t0,
+                                           message_id=req["message_id"]))
+            return None
+        return held
+
     async def _held(self, action: str, req: dict, t0: int, mismatch: str) -> _TmqMessage | None:
         held = self.message
         if held is None:
@@ -1237,14 +1253,8 @@ class TmqConnection:
 
     async def _fetch(self, req: dict, t0: int) -> None:
         action, req_id, message_id = "fetch", req["req_id"], req["message_id"]
-        if await self._not_init(action, req, t0, True):
-            return
-        held = await self._held(action, req, t0, "message ID are not equal")
+        held = await self._held_for(action, req, t0, "message ID are not equal", data=True)
         if held is None:
-            return
-        if int(held.msg.message_type) not in (TMQ_RES_DATA, TMQ_RES_METADATA):
-            await self.send(error_response(action, req_id, ADAPTER_ERROR, "message type is not data", t0,
-                                           message_id=message_id))
             return
         try:
             block = held.next_block()
@@ -1275,14 +1285,8 @@ class TmqConnection:
 
     async def _fetch_block(self, req: dict, t0: int) -> None:
         action, req_id, message_id = "fetch_block", req["req_id"], req["message_id"]
-        if await self._not_init(action, req, t0, True):
-            return
-        held = await self._held(action, req, t0, "message is nil")
+        held = await self._held_for(action, req, t0, "message is nil", data=True)
         if held is None:
-            return
-        if int(held.msg.message_type) not in (TMQ_RES_DATA, TMQ_RES_METADATA):
-            await self.send(error_response(action, req_id, ADAPTER_ERROR, "message type is not data", t0,
-                                           message_id=message_id))
             return
         if not held.staged:
             await self.send(error_response(action, req_id, ADAPTER_ERROR, "no fetch data", t0,
@@ -1293,9 +1297,7 @@ class TmqConnection:
 
     async def _fetch_raw(self, req: dict, t0: int) -> None:
         action, req_id, message_id = "fetch_raw", req["req_id"], req["message_id"]
-        if await self._not_init(action, req, t0, True):
-            return
-        held = await self._held(action, req, t0, "message ID is not equal")
+        held = await self._held_for(action, req, t0, "message ID is not equal")
         if held is None:
             return
         await self.send(tmq_fetch_raw_frame(_elapsed(t0), req_id, message_id, int(held.msg.raw_type),
